@@ -1,0 +1,45 @@
+"""Throttles on the shared limiter storage (Redis in production), so limits hold across
+every worker process, not per process."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from flask import current_app
+from limits import parse
+
+from .extensions import limiter
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """A named limit, read from app config, counted per identifier (an IP, an email, ...)."""
+
+    name: str
+    config_key: str
+
+    def _item(self):
+        return parse(current_app.config[self.config_key])
+
+    def retry_after(self, *identifiers: str) -> int | None:
+        """Seconds until another attempt is allowed, or None if one is allowed now."""
+        item = self._item()
+        if limiter.limiter.test(item, self.name, *identifiers):
+            return None
+        stats = limiter.limiter.get_window_stats(item, self.name, *identifiers)
+        return max(1, math.ceil(stats.reset_time - time.time()))
+
+    def hit(self, *identifiers: str) -> bool:
+        """Count one attempt; False if it went over the limit."""
+        return limiter.limiter.hit(self._item(), self.name, *identifiers)
+
+    def clear(self, *identifiers: str) -> None:
+        """Forget the attempts counted for identifiers."""
+        limiter.limiter.clear(self._item(), self.name, *identifiers)
+
+
+login_by_account = Throttle("login-account", "LOGIN_ACCOUNT_LIMIT")
+login_by_ip = Throttle("login-ip", "LOGIN_IP_LIMIT")
+api_auth_failures = Throttle("api-auth-failure", "API_AUTH_FAILURE_LIMIT")

@@ -1,0 +1,289 @@
+"""The API token service shared by the dashboard and the API: issue, list, revoke, rename,
+authenticate."""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from . import audit
+from .database import begin_write
+from .extensions import db
+from .models import ApiToken, User, utcnow
+from .security import generate_public_id, generate_token, hash_secret, parse_token, verify_secret
+
+NAME_MAX = 80
+
+
+class TokenError(ValueError):
+    """A token request that cannot be carried out; the message is shown to the owner."""
+
+
+class TokenAlreadyCreated(TokenError):
+    """The create form with this one-time key was already used: a double submit."""
+
+
+def clean_name(raw: str | None) -> str:
+    """Return the trimmed, NFC-normalised name, or raise TokenError saying what is wrong."""
+    name = unicodedata.normalize("NFC", (raw or "")).strip()
+    if not name:
+        raise TokenError("Enter a name, such as “Accounting Software”.")
+    if len(name) > NAME_MAX:
+        raise TokenError(f"Use at most {NAME_MAX} characters (this name has {len(name)}).")
+    if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in name):
+        raise TokenError("The name cannot contain control characters such as line breaks.")
+    return name
+
+
+def name_key(name: str) -> str:
+    """The case-insensitive form used for uniqueness among active tokens."""
+    return name.casefold()
+
+
+def _name_taken(business_id: int, key: str, exclude_id: int | None = None) -> bool:
+    query = select(func.count()).where(
+        ApiToken.business_id == business_id,
+        ApiToken.name_key == key,
+        ApiToken.revoked_at.is_(None),
+    )
+    if exclude_id is not None:
+        query = query.where(ApiToken.id != exclude_id)
+    return bool(db.session.scalar(query))
+
+
+def _duplicate_message(name: str) -> str:
+    return f"An active token is already named “{name}”. Choose a different name."
+
+
+def active_count(business_id: int) -> int:
+    """How many unrevoked tokens the business has."""
+    return db.session.scalar(
+        select(func.count()).where(
+            ApiToken.business_id == business_id, ApiToken.revoked_at.is_(None)
+        )
+    )
+
+
+def _key_used(business_id: int, creation_key: str | None) -> bool:
+    if creation_key is None:
+        return False
+    query = select(func.count()).where(
+        ApiToken.business_id == business_id, ApiToken.creation_key == creation_key
+    )
+    return bool(db.session.scalar(query))
+
+
+def issue_token(
+    creator: User, raw_name: str | None, creation_key: str | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for the creator's business; returns (token, plaintext).
+
+    The plaintext is never stored: only its HMAC is, so this return value is the one
+    and only chance to show it. A repeated creation_key raises TokenAlreadyCreated.
+    """
+    name = clean_name(raw_name)
+    creator_id, business_id = creator.id, creator.business_id
+    if business_id is None:
+        raise TokenError("Only a business's users can create API tokens.")
+    limit = current_app.config["MAX_ACTIVE_TOKENS"]
+    begin_write()
+    try:
+        if _key_used(business_id, creation_key):
+            raise TokenAlreadyCreated("This token was already created.")
+        if active_count(business_id) >= limit:
+            raise TokenError(
+                f"This business already has {limit} active tokens, the most allowed. "
+                "Revoke one you no longer use, then try again."
+            )
+        if _name_taken(business_id, name_key(name)):
+            raise TokenError(_duplicate_message(name))
+        public_id = generate_public_id()
+        while db.session.scalar(select(func.count()).where(ApiToken.public_id == public_id)):
+            public_id = generate_public_id()
+        plaintext, secret = generate_token(public_id)
+        secret_hash, pepper_version = hash_secret(secret)
+        token = ApiToken(
+            business_id=business_id,
+            public_id=public_id,
+            name=name,
+            name_key=name_key(name),
+            secret_hash=secret_hash,
+            pepper_version=pepper_version,
+            created_by_id=creator_id,
+            created_at=utcnow(),
+            creation_key=creation_key,
+        )
+        db.session.add(token)
+        db.session.flush()
+        audit.record(
+            "token.created",
+            business_id=business_id,
+            actor_user_id=creator_id,
+            target_type="token",
+            target_id=token.public_id,
+            details={"token_id": token.id, "public_id": token.public_id, "name": name},
+        )
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent create (same name or same form key) won the race for a unique index.
+        db.session.rollback()
+        if _key_used(business_id, creation_key):
+            raise TokenAlreadyCreated("This token was already created.") from None
+        raise TokenError(_duplicate_message(name)) from None
+    except TokenError:
+        db.session.rollback()
+        raise
+    return token, plaintext
+
+
+def list_tokens(business_id: int) -> tuple[list[ApiToken], list[ApiToken]]:
+    """Return (active tokens newest first, revoked tokens most recently revoked first)."""
+    tokens = db.session.scalars(
+        select(ApiToken)
+        .where(ApiToken.business_id == business_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    ).all()
+    active = [t for t in tokens if t.revoked_at is None]
+    revoked = sorted((t for t in tokens if t.revoked_at), key=lambda t: t.revoked_at, reverse=True)
+    return active, revoked
+
+
+def get_token(business_id: int, public_id: str) -> ApiToken | None:
+    """The business's token with this public id, or None (another business's is None too)."""
+    return db.session.scalar(
+        select(ApiToken).where(ApiToken.business_id == business_id, ApiToken.public_id == public_id)
+    )
+
+
+def revoke_token(actor: User, public_id: str) -> tuple[ApiToken | None, bool]:
+    """Revoke the token; returns (token, changed). Revoking twice changes nothing.
+
+    The row is locked first and the time taken after, so any write made with the token
+    committed before revoked_at and none can commit after it.
+    """
+    actor_id, business_id = actor.id, actor.business_id
+    begin_write()
+    token = db.session.scalar(
+        select(ApiToken)
+        .where(ApiToken.business_id == business_id, ApiToken.public_id == public_id)
+        .with_for_update()
+    )
+    if token is None or token.revoked_at is not None:
+        db.session.rollback()
+        return token, False
+    token.revoked_at = utcnow()
+    token.revoked_by_id = actor_id
+    audit.record(
+        "token.revoked",
+        business_id=business_id,
+        actor_user_id=actor_id,
+        target_type="token",
+        target_id=token.public_id,
+        details={"token_id": token.id, "public_id": token.public_id, "name": token.name},
+    )
+    db.session.commit()
+    return token, True
+
+
+def rename_token(actor: User, public_id: str, raw_name: str | None) -> ApiToken | None:
+    """Rename an active token (audited); None if the business has no such token."""
+    name = clean_name(raw_name)
+    actor_id, business_id = actor.id, actor.business_id
+    begin_write()
+    try:
+        token = get_token(business_id, public_id)
+        if token is None:
+            db.session.rollback()
+            return None
+        if token.revoked_at is not None:
+            raise TokenError("A revoked token cannot be renamed.")
+        if token.name == name:
+            db.session.rollback()
+            return token
+        if _name_taken(business_id, name_key(name), exclude_id=token.id):
+            raise TokenError(_duplicate_message(name))
+        old = token.name
+        token.name, token.name_key = name, name_key(name)
+        audit.record(
+            "token.renamed",
+            business_id=business_id,
+            actor_user_id=actor_id,
+            target_type="token",
+            target_id=token.public_id,
+            details={"token_id": token.id, "public_id": token.public_id, "from": old, "to": name},
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise TokenError(_duplicate_message(name)) from None
+    except TokenError:
+        db.session.rollback()
+        raise
+    return token
+
+
+Outcome = Literal["ok", "malformed", "unknown_token", "wrong_secret", "revoked", "creator_inactive"]
+
+
+@dataclass(slots=True)
+class AuthResult:
+    """What authenticating a presented token found; only outcome "ok" grants access."""
+
+    outcome: Outcome
+    public_id: str | None = None
+    token: ApiToken | None = None
+    creator: User | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+def authenticate(presented: str) -> AuthResult:
+    """Check a presented token: format and checksum (no database), then lookup by public id,
+    constant-time HMAC compare, then the token's and its creator's state. No cache: a
+    revocation is seen by the very next request on every worker."""
+    parsed = parse_token(presented)
+    if parsed is None:
+        return AuthResult("malformed")
+    row = db.session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.created_by_id)
+        .where(ApiToken.public_id == parsed.public_id)
+    ).first()
+    if row is None:
+        return AuthResult("unknown_token", parsed.public_id)
+    token, creator = row
+    result = AuthResult("ok", parsed.public_id, token, creator)
+    if not verify_secret(parsed.secret, token.secret_hash, token.pepper_version):
+        result.outcome = "wrong_secret"
+    elif token.revoked_at is not None:
+        result.outcome = "revoked"
+    elif not creator.active:
+        result.outcome = "creator_inactive"
+    return result
+
+
+def recheck_for_write(token_id: int) -> ApiToken | None:
+    """Inside a write transaction, lock and re-read the token; None if it is no longer usable.
+
+    Called by every API write before it commits, so nothing made with a token can commit
+    after that token's revocation.
+    """
+    row = db.session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.created_by_id)
+        .where(ApiToken.id == token_id)
+        .with_for_update(read=True, of=ApiToken)
+    ).first()
+    if row is None:
+        return None
+    token, creator = row
+    if token.revoked_at is not None or not creator.active:
+        return None
+    return token
