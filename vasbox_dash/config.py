@@ -145,6 +145,10 @@ def load_config(
         "API_AUTH_FAILURE_LIMIT": env.get("VASBOX_API_AUTH_FAILURE_LIMIT", "30 per minute"),
         "LOGIN_ACCOUNT_LIMIT": env.get("VASBOX_LOGIN_ACCOUNT_LIMIT", "5 per 15 minutes"),
         "LOGIN_IP_LIMIT": env.get("VASBOX_LOGIN_IP_LIMIT", "20 per 15 minutes"),
+        "SUPPORT_CODE_AGENT_LIMIT": env.get("VASBOX_SUPPORT_CODE_AGENT_LIMIT", "5 per 15 minutes"),
+        "SUPPORT_CODE_BUSINESS_LIMIT": env.get(
+            "VASBOX_SUPPORT_CODE_BUSINESS_LIMIT", "10 per 15 minutes"
+        ),
         "TRUSTED_PROXIES": int(env.get("VASBOX_TRUSTED_PROXIES", "0") or 0),
         "SQLITE_BUSY_TIMEOUT_MS": 5000,
         "ARGON2_PARAMS": None,  # None means argon2-cffi's RFC 9106 low-memory defaults

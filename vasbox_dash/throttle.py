@@ -43,3 +43,6 @@ class Throttle:
 login_by_account = Throttle("login-account", "LOGIN_ACCOUNT_LIMIT")
 login_by_ip = Throttle("login-ip", "LOGIN_IP_LIMIT")
 api_auth_failures = Throttle("api-auth-failure", "API_AUTH_FAILURE_LIMIT")
+# Wrong support codes, counted per agent and per business (a grant is one business).
+support_code_by_agent = Throttle("support-code-agent", "SUPPORT_CODE_AGENT_LIMIT")
+support_code_by_business = Throttle("support-code-business", "SUPPORT_CODE_BUSINESS_LIMIT")
