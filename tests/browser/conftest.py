@@ -186,3 +186,81 @@ def screenshot():
         return path
 
     return take
+
+
+INTERACTIVE = (
+    'a[href], button, input:not([type="hidden"]), select, textarea, summary, '
+    '[tabindex]:not([tabindex="-1"])'
+)
+# Link-like and button-like targets must also be 44px wide; fields and text only tall.
+WIDE_TARGETS = 'a[href], button, summary, input[type="submit"], input[type="button"]'
+
+# Pasted into page scripts (the page's CSP forbids eval, so no passing functions as text).
+_DESCRIBE_JS = """
+const describe = el => {
+  const text = (el.getAttribute('aria-label') || el.textContent || el.value || '').trim();
+  const id = el.id ? '#' + el.id : '';
+  return `<${el.tagName.toLowerCase()}${id}> "${text.replace(/\\s+/g, ' ').slice(0, 40)}"`;
+};
+"""
+
+
+def horizontal_overflow(page) -> int:
+    """How many CSS pixels the page is wider than the viewport (0 means no sideways scroll)."""
+    return page.evaluate(
+        "() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"
+        " - window.innerWidth"
+    )
+
+
+def small_targets(page, minimum: float = 44) -> list[str]:
+    """Visible interactive elements smaller than minimum px (height; width too for targets)."""
+    return page.evaluate(
+        "([selector, wide, minimum]) => {"
+        + _DESCRIBE_JS
+        + """
+          const problems = [];
+          for (const el of document.querySelectorAll(selector)) {
+            if (!el.checkVisibility({visibilityProperty: true})) continue;
+            const r = el.getBoundingClientRect();
+            if (r.width === 0 || r.height === 0) continue;
+            if (r.right <= 0 || r.bottom + window.scrollY <= 0) continue;  // parked off-screen
+            const short = r.height < minimum - 0.5;
+            const narrow = el.matches(wide) && r.width < minimum - 0.5;
+            if (short || narrow) {
+              problems.push(`${describe(el)} is ${Math.round(r.width)}x${Math.round(r.height)}`);
+            }
+          }
+          return problems;
+        }""",
+        [INTERACTIVE, WIDE_TARGETS, minimum],
+    )
+
+
+def invisible_focus(page, max_tabs: int = 40) -> list[str]:
+    """Tab round the page once; list focused elements that show no outline or box-shadow."""
+    problems, seen = [], []
+    for _ in range(max_tabs):
+        page.keyboard.press("Tab")
+        info = page.evaluate(
+            "() => {"
+            + _DESCRIBE_JS
+            + """
+              const el = document.activeElement;
+              if (!el || el === document.body) return null;
+              const s = getComputedStyle(el);
+              const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0;
+              const shadow = s.boxShadow && s.boxShadow !== 'none';
+              return {name: describe(el), visible: outline || shadow,
+                      key: el.outerHTML.slice(0, 200)};
+            }"""
+        )
+        if info is None:
+            continue  # focus left the document (past the last element); Tab brings it back
+        if seen and info["key"] == seen[0]:
+            break
+        seen.append(info["key"])
+        if not info["visible"]:
+            problems.append(info["name"])
+    assert seen, "Tab never reached an element"
+    return problems
