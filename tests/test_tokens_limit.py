@@ -1,0 +1,90 @@
+"""The active-token limit per business (MAX_ACTIVE_TOKENS, 3 in this module)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import create_token_via_ui, find_tokens, login, make_config
+from sqlalchemy import func, select
+
+from vasbox_dash.extensions import db
+from vasbox_dash.models import ApiToken
+from vasbox_dash.security import parse_token
+
+HX = {"HX-Request": "true"}
+LIMIT = 3
+LIMIT_MESSAGE = (
+    "This business already has 3 active tokens, the most allowed. "
+    "Revoke one you no longer use, then try again."
+)
+
+
+@pytest.fixture
+def app_config(database_url, clock) -> dict:
+    return make_config(database_url, CLOCK=clock, MAX_ACTIVE_TOKENS=LIMIT)
+
+
+def active_count(app, business_id: int) -> int:
+    with app.app_context():
+        return db.session.scalar(
+            select(func.count())
+            .select_from(ApiToken)
+            .where(ApiToken.business_id == business_id, ApiToken.revoked_at.is_(None))
+        )
+
+
+def fill_to_the_limit(client) -> list[str]:
+    public_ids = []
+    for number in range(1, LIMIT + 1):
+        response, plaintext = create_token_via_ui(client, f"Till {number}")
+        assert response.status_code == 200
+        public_ids.append(parse_token(plaintext).public_id)
+    return public_ids
+
+
+def test_page_counts_active_tokens_against_the_limit(as_owner):
+    fill_to_the_limit(as_owner)
+    assert "(3 of 3)" in as_owner.get("/admin/api-tokens").get_data(as_text=True)
+
+
+def test_one_more_than_the_limit_gets_a_clear_message_and_nothing_is_created(app, as_owner, people):
+    fill_to_the_limit(as_owner)
+    response, plaintext = create_token_via_ui(as_owner, "One too many")
+    assert response.status_code == 422
+    assert plaintext is None
+    body = response.get_data(as_text=True)
+    assert body.lstrip().startswith('<dialog id="token-dialog"')
+    assert LIMIT_MESSAGE in body
+    assert active_count(app, people["owner"].business_id) == LIMIT
+    with app.app_context():
+        assert "One too many" not in db.session.scalars(select(ApiToken.name)).all()
+
+
+def test_limit_message_also_shows_without_javascript(app, as_owner, people):
+    fill_to_the_limit(as_owner)
+    response, plaintext = create_token_via_ui(as_owner, "One too many", htmx=False)
+    assert response.status_code == 422
+    assert plaintext is None
+    assert LIMIT_MESSAGE in response.get_data(as_text=True)
+    assert active_count(app, people["owner"].business_id) == LIMIT
+
+
+def test_revoking_a_token_frees_a_slot(app, as_owner, people):
+    public_ids = fill_to_the_limit(as_owner)
+    assert as_owner.post(f"/admin/api-tokens/{public_ids[0]}/revoke", headers=HX).status_code == 200
+    response, plaintext = create_token_via_ui(as_owner, "Replacement")
+    assert response.status_code == 200
+    assert plaintext
+    assert active_count(app, people["owner"].business_id) == LIMIT
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(ApiToken)) == LIMIT + 1
+
+
+def test_limit_counts_each_business_separately(app, client, people):
+    login(client, people["owner"])
+    fill_to_the_limit(client)
+    client.post("/logout")
+    login(client, people["other_owner"])
+    response, plaintext = create_token_via_ui(client, "Till 1")
+    assert response.status_code == 200
+    assert find_tokens(response.get_data(as_text=True)) == [plaintext]
+    assert active_count(app, people["other_owner"].business_id) == 1
