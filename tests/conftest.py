@@ -57,6 +57,23 @@ requires_postgres = pytest.mark.skipif(
 )
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_available() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except Exception:
+        return False
+
+
+requires_redis = pytest.mark.skipif(
+    not IN_CI and not redis_available(), reason="Redis is not reachable at 127.0.0.1:6379"
+)
+
+
 class FakeClock:
     """A clock the test moves by hand; installed as app.config["CLOCK"]."""
 
@@ -127,6 +144,23 @@ def app(app_config, tmp_path):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app_factory():
+    """Build extra apps (e.g. a second "worker"); their connections are closed afterwards."""
+    apps = []
+
+    def build(config: dict):
+        built = create_app(config)
+        apps.append(built)
+        return built
+
+    yield build
+    for built in apps:
+        with built.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 @pytest.fixture
@@ -210,3 +244,32 @@ def pytest_sessionfinish(session, exitstatus):
     if skipped:
         reporter.write_line(f"CI: {skipped} test(s) were skipped; in CI every test must run.")
         session.exitstatus = 1
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path):
+    """An empty database with no schema: a new SQLite file, or a new PostgreSQL database."""
+    if not TEST_DATABASE_URL:
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        return
+    yield from _fresh_postgres_database(TEST_DATABASE_URL)
+
+
+@pytest.fixture
+def fresh_postgres_url():
+    """An empty PostgreSQL database, dropped afterwards (PostgreSQL runs in CI)."""
+    yield from _fresh_postgres_database(postgres_url())
+
+
+def _fresh_postgres_database(base_url: str):
+    parsed = make_url(base_url)
+    name = f"{parsed.database}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield parsed.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

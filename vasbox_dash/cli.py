@@ -263,7 +263,14 @@ def register_flask_commands(app: Flask) -> None:
 def _create_app(*_args) -> Flask:
     from . import create_app
 
-    return create_app()
+    app = create_app()
+    with app.app_context():
+        engines = list(db.engines.values())
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        # Close pooled connections when the command ends rather than at garbage collection.
+        context.call_on_close(lambda: [engine.dispose() for engine in engines])
+    return app
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False)

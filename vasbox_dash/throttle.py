@@ -23,21 +23,26 @@ class Throttle:
     def _item(self):
         return parse(current_app.config[self.config_key])
 
+    def _keys(self, identifiers: tuple[str, ...]) -> tuple[str, ...]:
+        # The prefix keeps apps (or test runs) that share one Redis from sharing counts.
+        return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "vasbox", self.name, *identifiers)
+
     def retry_after(self, *identifiers: str) -> int | None:
         """Seconds until another attempt is allowed, or None if one is allowed now."""
         item = self._item()
-        if limiter.limiter.test(item, self.name, *identifiers):
+        keys = self._keys(identifiers)
+        if limiter.limiter.test(item, *keys):
             return None
-        stats = limiter.limiter.get_window_stats(item, self.name, *identifiers)
+        stats = limiter.limiter.get_window_stats(item, *keys)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
     def hit(self, *identifiers: str) -> bool:
         """Count one attempt; False if it went over the limit."""
-        return limiter.limiter.hit(self._item(), self.name, *identifiers)
+        return limiter.limiter.hit(self._item(), *self._keys(identifiers))
 
     def clear(self, *identifiers: str) -> None:
         """Forget the attempts counted for identifiers."""
-        limiter.limiter.clear(self._item(), self.name, *identifiers)
+        limiter.limiter.clear(self._item(), *self._keys(identifiers))
 
 
 login_by_account = Throttle("login-account", "LOGIN_ACCOUNT_LIMIT")
