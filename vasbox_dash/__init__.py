@@ -79,12 +79,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     with app.app_context():
         configure_engine(db.engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
 
-    from . import api, auth, dashboard, main, support
+    from . import activity, api, auth, dashboard, main, support
 
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(support.bp)
+    app.register_blueprint(support.owner_bp)
+    app.register_blueprint(activity.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer tokens only; a test proves cookies never authenticate the API
     api.init_app(app)
