@@ -235,6 +235,12 @@ def create_token_via_ui(client, name: str = "Accounting Software", htmx: bool = 
     return response, (found[0] if found else None)
 
 
+def pytest_report_header(config):
+    """Say which database and limiter storage this run uses, so CI logs show it."""
+    database = make_url(TEST_DATABASE_URL).render_as_string() if TEST_DATABASE_URL else "SQLite"
+    return [f"vasbox database: {database}", f"vasbox rate-limit storage: {RATELIMIT_URL}"]
+
+
 def pytest_sessionfinish(session, exitstatus):
     """In CI a skipped test is a failure: browser and PostgreSQL tests must really run."""
     if not IN_CI:
