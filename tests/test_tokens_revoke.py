@@ -159,15 +159,35 @@ def test_service_revoke_twice_reports_no_change(app, people, created):
     assert len(audit_rows(app, "token.revoked")) == 1
 
 
-def test_confirmation_for_an_already_revoked_token_goes_back_to_the_list(as_owner, created):
+def test_confirmation_page_for_an_already_revoked_token_goes_back_to_the_list(as_owner, created):
     _plaintext, public_id = created
     as_owner.post(f"/admin/api-tokens/{public_id}/revoke")
     response = as_owner.get(f"/admin/api-tokens/{public_id}/revoke")
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/api-tokens"
-    row = as_owner.get(f"/admin/api-tokens/{public_id}/row", headers=HX).get_data(as_text=True)
-    assert ">Revoke</a>" not in row
-    assert "Olivia Owner" in row
+
+
+@pytest.mark.parametrize("step", ["revoke", "row"], ids=["revoke-button", "cancel-button"])
+def test_stale_row_of_a_token_revoked_in_another_tab_refreshes_both_lists(
+    app, client, people, created, step
+):
+    """A redirect here would make htmx swap the whole page into one table row; instead the
+    lists are re-rendered, with the token in the Revoked section."""
+    _plaintext, public_id = created
+    other_tab = app.test_client()
+    login(other_tab, people["owner"])
+    assert other_tab.post(f"/admin/api-tokens/{public_id}/revoke").status_code == 303
+    response = client.get(f"/admin/api-tokens/{public_id}/{step}", headers=HX)
+    assert response.status_code == 200
+    assert response.headers["HX-Retarget"] == "#token-sections"
+    assert response.headers["HX-Reswap"] == "outerHTML"
+    body = response.get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="token-sections">')
+    assert "<html" not in body
+    assert "“Accounting Software” was already revoked." in body
+    assert f"vbx_{public_id}…" in revoked_section(body)
+    assert f"vbx_{public_id}…" not in active_section(body)
+    assert len(audit_rows(app, "token.revoked")) == 1
 
 
 def test_revoking_another_business_token_is_404_and_changes_nothing(app, client, people, created):

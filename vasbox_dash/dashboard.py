@@ -21,7 +21,7 @@ from wtforms import HiddenField, StringField
 
 from . import tokens as token_service
 from .auth import roles_required
-from .htmx import is_htmx
+from .htmx import hx_retarget, is_htmx
 from .models import ApiToken, Role, utcnow
 from .tokens import TokenAlreadyCreated, TokenError
 
@@ -145,6 +145,8 @@ def confirm_revoke(public_id: str):
     """The inline confirmation row (htmx) or a confirmation page."""
     token = _token_or_404(public_id)
     if token.is_revoked:
+        if is_htmx():
+            return _revoked_elsewhere(token)
         return redirect(url_for("dashboard.list_tokens"))
     tz = current_user.business.timezone
     if is_htmx():
@@ -159,10 +161,23 @@ def token_row(public_id: str):
     token = _token_or_404(public_id)
     if not is_htmx():
         return redirect(url_for("dashboard.list_tokens"))
-    state = "revoked" if token.is_revoked else "normal"
+    if token.is_revoked:
+        return _revoked_elsewhere(token)
     return render_template(
-        "tokens/_token_row.html", token=token, state=state, tz=current_user.business.timezone
+        "tokens/_token_row.html", token=token, state="normal", tz=current_user.business.timezone
     )
+
+
+def _revoked_elsewhere(token: ApiToken) -> Response:
+    # The row is stale (revoked in another tab or by another request). A redirect would make
+    # htmx swap the whole page into this one row, and a revoked row does not fit the active
+    # table, so both lists are re-rendered instead.
+    body = render_template(
+        "tokens/_sections.html",
+        alert_message=f"“{token.name}” was already revoked.",
+        **_page_context(),
+    )
+    return hx_retarget(make_response(body), "#token-sections", "outerHTML")
 
 
 @bp.post("/api-tokens/<public_id>/revoke")
