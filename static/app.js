@@ -5,7 +5,10 @@
   var lastFocus = null;
 
   function openDialogs(root) {
-    var dialogs = (root || document).querySelectorAll("dialog[data-modal]");
+    root = root || document;
+    // htmx:load fires on the swapped-in element itself, which may be the <dialog>.
+    var dialogs = Array.prototype.slice.call(root.querySelectorAll("dialog[data-modal]"));
+    if (root.matches && root.matches("dialog[data-modal]")) dialogs.unshift(root);
     for (var i = 0; i < dialogs.length; i++) {
       var dialog = dialogs[i];
       if (dialog.open) continue;
@@ -92,6 +95,13 @@
     form.setAttribute("data-submitted", "true");
   });
 
+  // Leaving the page drops any revealed secret first, so a back/forward cache snapshot of
+  // this page can never show it again (htmx's own history cache is already off).
+  window.addEventListener("pagehide", function () {
+    var reveals = document.querySelectorAll("dialog[hx-history='false']");
+    for (var i = 0; i < reveals.length; i++) reveals[i].parentNode.removeChild(reveals[i]);
+  });
+
   // A page restored from the back/forward cache must accept a new submit.
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted) return;
@@ -99,7 +109,22 @@
     for (var i = 0; i < forms.length; i++) forms[i].removeAttribute("data-submitted");
   });
 
-  document.addEventListener("htmx:load", function (event) { openDialogs(event.target); });
+  function focusLost() {
+    var active = document.activeElement;
+    return !active || active === document.body || !document.body.contains(active);
+  }
+
+  // A swap that removes the focused element (Cancel, Revoke token) would drop keyboard and
+  // screen-reader users back to the top of the page; put focus on the new content instead:
+  // the section heading, or the row's own action.
+  document.addEventListener("htmx:load", function (event) {
+    var root = event.target;
+    openDialogs(root);
+    if (root === document.body || !root.querySelector) return;
+    if (!focusLost() || document.querySelector("dialog[open]")) return;
+    var target = root.querySelector("[data-focus-after-dialog], [data-restore-focus]");
+    if (target) target.focus();
+  });
 
   function showAlert(message) {
     var box = document.getElementById("alerts");
