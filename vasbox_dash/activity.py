@@ -282,16 +282,17 @@ def _event_token(
 
 def _actor(event: AuditEvent) -> str:
     details = event.details if isinstance(event.details, dict) else {}
+    if event.action == "token.revoked_used":
+        return "Someone using the revoked token"
+    if event.actor_token is not None:
+        # A request made with a token: the token is the actor, whoever created it.
+        return f"Token {_token_label(event.actor_token.name, event.actor_token.public_id)}"
     if event.actor_user is not None:
         if event.actor_user.role == Role.SUPPORT:
             return f"{event.actor_user.display_name} (VasBox support)"
         return event.actor_user.display_name
-    if event.actor_token is not None:
-        return f"Token {_token_label(event.actor_token.name, event.actor_token.public_id)}"
     if event.action == "auth.login_failed":
         return "Someone signing in"
-    if event.action == "token.revoked_used":
-        return "Someone using a revoked token"
     if event.action.startswith("user."):
         return "VasBox administrator"
     return details.get("agent") or "System"
@@ -338,9 +339,17 @@ def _describe(event: AuditEvent, token_text: str, tz: str) -> str:
     if action == "auth.login_failed":
         return f"Failed sign-in as {d.get('email', 'an unknown user')}."
     if action == "receipt.created":
-        receipt = d.get("receipt_id") or event.target_id
+        facts = ", ".join(
+            str(part)
+            for part in (
+                d.get("branch"),
+                " ".join(filter(None, (d.get("currency"), d.get("total")))),
+            )
+            if part
+        )
+        facts = f" ({facts})" if facts else ""
         made_with = f" with token {token_text}" if token_text != "a token" else ""
-        return f"Created receipt {receipt}{made_with}." if receipt else "Created a receipt."
+        return f"Created receipt {event.target_id or ''}{facts}{made_with}.".replace("  ", " ")
     if action == "user.role_changed":
         return (
             f"Changed the role of {d.get('email', 'a user')} from {d.get('from')} to {d.get('to')}."
