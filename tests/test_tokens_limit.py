@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from conftest import create_token_via_ui, find_tokens, login, make_config
 from sqlalchemy import func, select
 
+from vasbox_dash import tokens
 from vasbox_dash.extensions import db
-from vasbox_dash.models import ApiToken
+from vasbox_dash.models import ApiToken, User
 from vasbox_dash.security import parse_token
 
 HX = {"HX-Request": "true"}
@@ -77,6 +80,48 @@ def test_revoking_a_token_frees_a_slot(app, as_owner, people):
     assert active_count(app, people["owner"].business_id) == LIMIT
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(ApiToken)) == LIMIT + 1
+
+
+def test_two_creates_at_once_cannot_pass_the_limit(app, people, monkeypatch):
+    """Both requests count the active tokens before either inserts. Each holds at the
+    barrier until the other has counted too, or until the barrier gives up because the
+    other is (correctly) waiting for the first to finish; either way at most one fits."""
+    owner_id, business_id = people["owner"].id, people["owner"].business_id
+    with app.app_context():
+        owner = db.session.get(User, owner_id)
+        for number in range(1, LIMIT):
+            tokens.issue_token(owner, f"Till {number}")
+    barrier = threading.Barrier(2, timeout=1)
+    real_count = tokens.active_count
+
+    def count_then_wait(business_id: int) -> int:
+        count = real_count(business_id)
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return count
+
+    monkeypatch.setattr(tokens, "active_count", count_then_wait)
+    outcomes: list[str] = []
+
+    def create(name: str) -> None:
+        with app.app_context():
+            try:
+                tokens.issue_token(db.session.get(User, owner_id), name)
+                outcomes.append("created")
+            except tokens.TokenError as error:
+                outcomes.append(str(error))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=create, args=(f"Racer {n}",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == sorted(["created", LIMIT_MESSAGE])
+    assert active_count(app, business_id) == LIMIT
 
 
 def test_limit_counts_each_business_separately(app, client, people):

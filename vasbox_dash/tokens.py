@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from . import audit
 from .database import begin_write
 from .extensions import db
-from .models import ApiToken, User, utcnow
+from .models import ApiToken, Business, User, utcnow
 from .security import generate_public_id, generate_token, hash_secret, parse_token, verify_secret
 
 NAME_MAX = 80
@@ -93,6 +93,10 @@ def issue_token(
     limit = current_app.config["MAX_ACTIVE_TOKENS"]
     begin_write()
     try:
+        # Creates for one business take turns: on PostgreSQL two concurrent requests would
+        # otherwise both count 49 active tokens and both insert. (SQLite's write lock
+        # already serialises them.)
+        db.session.execute(select(Business.id).where(Business.id == business_id).with_for_update())
         if _key_used(business_id, creation_key):
             raise TokenAlreadyCreated("This token was already created.")
         if active_count(business_id) >= limit:
