@@ -52,7 +52,7 @@ def test_create_dialog_holds_a_labelled_name_field_with_placeholder_and_hint(as_
     response = as_owner.get("/admin/api-tokens/new", headers=HX)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert body.lstrip().startswith('<dialog id="token-dialog"')
+    assert re.match(r'\s*<dialog[^>]*id="token-dialog"', body)
     assert "<html" not in body
     assert '<label for="name">Name</label>' in body
     assert 'placeholder="e.g., Accounting Integration"' in body
@@ -134,7 +134,7 @@ def test_create_without_javascript_renders_a_full_reveal_page_never_stored(app, 
     for header in NAVIGATION_HEADERS:
         assert header not in response.headers
     assert 'hx-history="false"' in opening_tag(body, "section", plaintext)
-    assert re.search(r'<a class="btn btn-primary" href="/admin/api-tokens">Done</a>', body)
+    assert re.search(r'<a [^>]*href="/admin/api-tokens"[^>]*>Done</a>', body)
     assert token_names(app) == ["Reporting Script"]
 
 
@@ -252,8 +252,8 @@ def test_invalid_name_is_refused_inside_the_dialog_and_nothing_is_created(
     response = as_owner.post(CREATE_URL, data={"name": raw, "creation_key": "k1"}, headers=HX)
     assert response.status_code == 422
     body = response.get_data(as_text=True)
-    assert body.lstrip().startswith('<dialog id="token-dialog"')
-    errors = re.search(r'<ul class="field-errors" id="name-errors" role="alert">(.*?)</ul>', body)
+    assert re.match(r'\s*<dialog[^>]*id="token-dialog"', body)
+    errors = re.search(r'<ul [^>]*id="name-errors"[^>]*>(.*?)</ul>', body, re.S)
     assert errors and message in errors.group(1)
     assert 'aria-invalid="true"' in body
     assert "Token Created Successfully" not in body

@@ -41,11 +41,17 @@ def section(body: str, heading_id: str) -> str:
     return body[start : body.index("</section>", start)]
 
 
+def cells(html: str, label: str) -> list[str]:
+    """The inner HTML of every <td> with this data-label."""
+    return re.findall(rf'<td[^>]*data-label="{label}"[^>]*>(.*?)</td>', html, re.S)
+
+
+def text_of(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
 def row_names(table_html: str) -> list[str]:
-    return [
-        re.sub(r"<[^>]+>", "", cell)
-        for cell in re.findall(r'<td class="col-name" data-label="Name">(.*?)</td>', table_html)
-    ]
+    return [text_of(cell) for cell in cells(table_html, "Name")]
 
 
 def test_page_has_the_header_purpose_and_create_button(as_owner):
@@ -111,11 +117,7 @@ def test_row_shows_the_display_id_but_never_the_token(as_owner):
 def test_row_shows_the_created_date_and_the_creator(as_owner):
     public_id = create(as_owner, "Accounting Software")
     row = re.search(rf'<tr id="token-{public_id}">.*?</tr>', page(as_owner), re.S).group(0)
-    assert re.search(
-        r'data-label="Created"><span>3 Dec 2026</span> <span class="muted small">'
-        r"by Olivia Owner</span>",
-        row,
-    )
+    assert [text_of(cell) for cell in cells(row, "Created")] == ["3 Dec 2026 by Olivia Owner"]
     assert "Never used" in row
     assert f'href="/admin/api-tokens/{public_id}/revoke"' in row
     assert 'aria-label="Revoke Accounting Software"' in row
@@ -126,7 +128,9 @@ def test_created_date_is_the_date_in_the_business_timezone(client, people, clock
     clock.now = datetime(2026, 12, 3, 22, 30, tzinfo=UTC)
     login(client, people["owner"])
     create(client, "Late Night Import")
-    assert "<span>4 Dec 2026</span>" in page(client)
+    assert [text_of(cell) for cell in cells(page(client), "Created")] == [
+        "4 Dec 2026 by Olivia Owner"
+    ]
 
 
 def test_revoked_tokens_have_their_own_section_with_when_and_by_whom(as_owner, clock):
@@ -144,12 +148,13 @@ def test_revoked_tokens_have_their_own_section_with_when_and_by_whom(as_owner, c
     assert "These no longer work." in revoked
     assert row_names(revoked) == ["Old POS"]
     assert f"vbx_{gone}…" in revoked
+    [when] = cells(revoked, "Revoked")
     assert re.search(
-        r'data-label="Revoked"><time datetime="2026-12-03T10:10:00Z" '
+        r'<time datetime="2026-12-03T10:10:00Z" '
         r'title="Thu 3 Dec 2026, 12:10:00 CAT \(UTC\+02:00\)"[^>]*>5 minutes ago</time>',
-        revoked,
+        when,
     )
-    assert 'data-label="Revoked by">Olivia Owner</td>' in revoked
+    assert [text_of(cell) for cell in cells(revoked, "Revoked by")] == ["Olivia Owner"]
     assert ">Revoke</a>" not in revoked
     assert "(1 of 50)" in active
 

@@ -62,12 +62,10 @@ def test_revoke_turns_the_row_into_an_inline_confirmation(app, as_owner, created
     response = as_owner.get(f"/admin/api-tokens/{public_id}/revoke", headers=HX)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert body.lstrip().startswith(f'<tr id="token-{public_id}" class="confirm-row">')
+    assert re.match(rf'\s*<tr id="token-{public_id}"[^>]*class="confirm-row"', body)
     assert CONFIRM_TEXT in body
     assert re.search(rf'hx-get="/admin/api-tokens/{public_id}/row"[^>]*>Cancel</a>', body)
-    assert re.search(
-        r'<button type="submit" class="btn btn-danger"[^>]*>Revoke token</button>', body
-    )
+    assert re.search(r'<button [^>]*type="submit"[^>]*>Revoke token</button>', body)
     assert f'hx-post="/admin/api-tokens/{public_id}/revoke"' in body
     assert load(app, public_id).revoked_at is None
 
@@ -78,7 +76,7 @@ def test_cancel_restores_the_row_and_keeps_the_token(app, as_owner, created):
     response = as_owner.get(f"/admin/api-tokens/{public_id}/row", headers=HX)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert body.lstrip().startswith(f'<tr id="token-{public_id}">')
+    assert re.match(rf'\s*<tr id="token-{public_id}"', body)
     assert re.search(r'data-label="Name">(<a [^>]*>)?Accounting Software(</a>)?</td>', body)
     assert ">Revoke</a>" in body
     assert "confirm-row" not in body
@@ -117,7 +115,7 @@ def test_revoke_without_javascript_uses_a_confirmation_page_then_a_post(app, as_
     text = page.get_data(as_text=True)
     assert text.lstrip().lower().startswith("<!doctype html>")
     assert CONFIRM_TEXT in text
-    assert f'<form method="post" action="/admin/api-tokens/{public_id}/revoke">' in text
+    assert re.search(rf'<form method="post" action="/admin/api-tokens/{public_id}/revoke"', text)
     assert load(app, public_id).revoked_at is None
     response = as_owner.post(f"/admin/api-tokens/{public_id}/revoke")
     assert response.status_code == 303
