@@ -35,6 +35,16 @@ def _positive_int(value: str, name: str) -> int:
     return number
 
 
+def _positive_float(value: str, name: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {value!r}.") from None
+    if not 0 < number < 86400:
+        raise ConfigError(f"{name} must be more than 0 and less than a day.")
+    return number
+
+
 def _instance_secret(instance_path: str, filename: str) -> str:
     """Return a secret kept in the instance folder, creating it (mode 0600) on first use.
 
@@ -124,6 +134,8 @@ def load_config(
         "TOKEN_PEPPER_VERSION": pepper_version,
         "SQLALCHEMY_DATABASE_URI": env.get("VASBOX_DATABASE_URL", default_db),
         "RATELIMIT_STORAGE_URI": env.get("VASBOX_RATELIMIT_STORAGE_URL", "memory://"),
+        # Lets several installs (or test runs) share one Redis without sharing counts.
+        "RATELIMIT_KEY_PREFIX": env.get("VASBOX_RATELIMIT_KEY_PREFIX", ""),
         "RATELIMIT_HEADERS_ENABLED": True,
         "RATELIMIT_STRATEGY": "moving-window",
         "SESSION_IDLE_SECONDS": idle * 60,
@@ -152,8 +164,13 @@ def load_config(
         "TRUSTED_PROXIES": int(env.get("VASBOX_TRUSTED_PROXIES", "0") or 0),
         "SQLITE_BUSY_TIMEOUT_MS": 5000,
         "ARGON2_PARAMS": None,  # None means argon2-cffi's RFC 9106 low-memory defaults
-        "USAGE_FLUSH_INTERVAL": 1.0,
+        "USAGE_FLUSH_INTERVAL": _positive_float(
+            env.get("VASBOX_USAGE_FLUSH_INTERVAL", "1"), "VASBOX_USAGE_FLUSH_INTERVAL"
+        ),
         "USAGE_BUFFER_MAX": 500,
+        # Tests flush usage records by hand (usage.flush()); servers write them in the
+        # background.
+        "USAGE_BACKGROUND_FLUSH": app_env != "testing",
     }
     config.update(overrides)
     return config

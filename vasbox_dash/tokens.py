@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .database import begin_write
 from .extensions import db
-from .models import ApiToken, Business, User, utcnow
+from .models import ApiToken, Business, Role, User, utcnow
 from .security import generate_public_id, generate_token, hash_secret, parse_token, verify_secret
 
 NAME_MAX = 80
@@ -233,19 +234,93 @@ def rename_token(actor: User, public_id: str, raw_name: str | None) -> ApiToken 
 
 Outcome = Literal["ok", "malformed", "unknown_token", "wrong_secret", "revoked", "creator_inactive"]
 
+# What a token may do follows its creator's role at the moment of each request.
+RECEIPTS_READ = "receipts:read"
+RECEIPTS_WRITE = "receipts:write"
+REPORTS_READ = "reports:read"
+ALL_PERMISSIONS = frozenset({RECEIPTS_READ, RECEIPTS_WRITE, REPORTS_READ})
+PERMISSIONS_BY_ROLE: dict[str, frozenset[str]] = {
+    Role.OWNER: ALL_PERMISSIONS,  # everything, including permissions added later
+    Role.MANAGER: frozenset({RECEIPTS_READ, RECEIPTS_WRITE, REPORTS_READ}),
+    Role.CASHIER: frozenset({RECEIPTS_READ, RECEIPTS_WRITE}),
+}
+
+
+def role_permissions(role: str) -> frozenset[str]:
+    """The permissions a token gets from a creator with this role (none for unknown roles)."""
+    return PERMISSIONS_BY_ROLE.get(role, frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who an authenticated API request acts for: the token, its business and its creator."""
+
+    token_id: int
+    public_id: str
+    token_name: str
+    token_created_at: datetime
+    last_used_at: datetime | None
+    business_id: int
+    business_name: str
+    business_timezone: str
+    creator_id: int
+    creator_name: str
+    creator_role: str
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return role_permissions(self.creator_role)
+
 
 @dataclass(slots=True)
 class AuthResult:
-    """What authenticating a presented token found; only outcome "ok" grants access."""
+    """What authenticating a presented token found; only outcome "ok" grants access.
+
+    token_id and business_id are set whenever the public id matched a token, so a failed
+    attempt can still be recorded against it; principal is set only when outcome is "ok".
+    """
 
     outcome: Outcome
     public_id: str | None = None
-    token: ApiToken | None = None
-    creator: User | None = None
+    token_id: int | None = None
+    business_id: int | None = None
+    principal: Principal | None = None
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+
+_tokens = ApiToken.__table__
+_users = User.__table__
+_businesses = Business.__table__
+# Built once: a Core statement with a bound parameter hits SQLAlchemy's compiled cache and
+# skips ORM object loading, which profiling showed to be most of an API request's cost.
+_LOOKUP = (
+    select(
+        _tokens.c.id,
+        _tokens.c.public_id,
+        _tokens.c.name,
+        _tokens.c.created_at,
+        _tokens.c.last_used_at,
+        _tokens.c.secret_hash,
+        _tokens.c.pepper_version,
+        _tokens.c.revoked_at,
+        _tokens.c.business_id,
+        _businesses.c.name,
+        _businesses.c.timezone,
+        _users.c.id,
+        _users.c.display_name,
+        _users.c.role,
+        _users.c.active,
+    )
+    .select_from(
+        _tokens.join(_users, _users.c.id == _tokens.c.created_by_id).join(
+            _businesses, _businesses.c.id == _tokens.c.business_id
+        )
+    )
+    .where(_tokens.c.public_id == bindparam("public_id"))
+)
 
 
 def authenticate(presented: str) -> AuthResult:
@@ -255,39 +330,86 @@ def authenticate(presented: str) -> AuthResult:
     parsed = parse_token(presented)
     if parsed is None:
         return AuthResult("malformed")
-    row = db.session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.created_by_id)
-        .where(ApiToken.public_id == parsed.public_id)
-    ).first()
+    row = db.session.connection().execute(_LOOKUP, {"public_id": parsed.public_id}).first()
     if row is None:
         return AuthResult("unknown_token", parsed.public_id)
-    token, creator = row
-    result = AuthResult("ok", parsed.public_id, token, creator)
-    if not verify_secret(parsed.secret, token.secret_hash, token.pepper_version):
+    (
+        token_id,
+        public_id,
+        name,
+        created_at,
+        last_used_at,
+        secret_hash,
+        pepper_version,
+        revoked_at,
+        business_id,
+        business_name,
+        timezone,
+        creator_id,
+        creator_name,
+        role,
+        active,
+    ) = row
+    result = AuthResult("ok", public_id, token_id, business_id)
+    if not verify_secret(parsed.secret, secret_hash, pepper_version):
         result.outcome = "wrong_secret"
-    elif token.revoked_at is not None:
+    elif revoked_at is not None:
         result.outcome = "revoked"
-    elif not creator.active:
+    elif not active:
         result.outcome = "creator_inactive"
+    else:
+        result.principal = Principal(
+            token_id,
+            public_id,
+            name,
+            created_at,
+            last_used_at,
+            business_id,
+            business_name,
+            timezone,
+            creator_id,
+            creator_name,
+            role,
+        )
     return result
 
 
-def recheck_for_write(token_id: int) -> ApiToken | None:
+@dataclass(frozen=True, slots=True)
+class WriteCheck:
+    """The token's state as re-read inside a write transaction."""
+
+    token_id: int
+    public_id: str
+    business_id: int
+    creator_id: int
+    creator_role: str
+
+
+def recheck_for_write(token_id: int) -> WriteCheck | None:
     """Inside a write transaction, lock and re-read the token; None if it is no longer usable.
 
     Called by every API write before it commits, so nothing made with a token can commit
-    after that token's revocation.
+    after that token's revocation: on PostgreSQL the shared row lock makes a concurrent
+    revoke wait for this transaction (and this one wait for a revoke in progress, then see
+    it); on SQLite the write transaction is already exclusive.
     """
     row = db.session.execute(
-        select(ApiToken, User)
+        select(
+            ApiToken.id,
+            ApiToken.public_id,
+            ApiToken.business_id,
+            ApiToken.revoked_at,
+            User.id,
+            User.role,
+            User.active,
+        )
         .join(User, User.id == ApiToken.created_by_id)
         .where(ApiToken.id == token_id)
         .with_for_update(read=True, of=ApiToken)
     ).first()
     if row is None:
         return None
-    token, creator = row
-    if token.revoked_at is not None or not creator.active:
+    token_id, public_id, business_id, revoked_at, creator_id, role, active = row
+    if revoked_at is not None or not active:
         return None
-    return token
+    return WriteCheck(token_id, public_id, business_id, creator_id, role)
