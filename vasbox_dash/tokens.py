@@ -32,11 +32,14 @@ class TokenAlreadyCreated(TokenError):
 def clean_name(raw: str | None) -> str:
     """Return the trimmed, NFC-normalised name, or raise TokenError saying what is wrong."""
     name = unicodedata.normalize("NFC", (raw or "")).strip()
-    if not name:
+    # A name made only of invisible format characters (zero-width space, BOM) would show
+    # as a blank row, so it counts as empty.
+    if not name or all(unicodedata.category(ch) == "Cf" for ch in name):
         raise TokenError("Enter a name, such as “Accounting Software”.")
     if len(name) > NAME_MAX:
         raise TokenError(f"Use at most {NAME_MAX} characters (this name has {len(name)}).")
-    if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in name):
+    # Zl and Zp are Unicode's line and paragraph separators: line breaks too.
+    if any(unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"} for ch in name):
         raise TokenError("The name cannot contain control characters such as line breaks.")
     return name
 
