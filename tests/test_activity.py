@@ -10,10 +10,11 @@ import pytest
 from conftest import create_token_via_ui, login, make_config
 from sqlalchemy import select
 
+from vasbox_dash import usage
 from vasbox_dash.activity import failed_attempt_sentence
 from vasbox_dash.extensions import db
 from vasbox_dash.models import ApiToken, TokenUsage
-from vasbox_dash.security import parse_token
+from vasbox_dash.security import generate_token, parse_token
 
 HX = {"HX-Request": "true"}
 
@@ -303,3 +304,50 @@ def test_another_owners_token_is_404_and_not_named(client, people, app):
     response = client.get(f"/admin/api-tokens/{parse_token(plaintext).public_id}")
     assert response.status_code == 404
     assert "Other Books" not in response.get_data(as_text=True)
+
+
+def test_after_real_api_use_the_page_matches_what_was_sent(app, as_owner, clock):
+    """Drive the JSON API with the token, then read its page: counts, requests, last use."""
+    _response, plaintext = create_token_via_ui(as_owner, "Accounting Software")
+    public_id = parse_token(plaintext).public_id
+    api = app.test_client()
+    sent = {"REMOTE_ADDR": "198.51.100.23"}
+    agent = "AcmeBooks/2.1 (Linux)"
+    for path in ("/api/v1/me", "/api/v1/receipts"):
+        clock.advance(minutes=2)
+        response = api.get(
+            path,
+            headers={"Authorization": f"Bearer {plaintext}", "User-Agent": agent},
+            environ_base=sent,
+        )
+        assert response.status_code == 200
+    # The same identifier with another secret: a well-formed token that is not this one.
+    wrong, _secret = generate_token(public_id)
+    clock.advance(minutes=1)
+    refused = api.get(
+        "/api/v1/me",
+        headers={"Authorization": f"Bearer {wrong}", "User-Agent": "curl/8.5.0"},
+        environ_base={"REMOTE_ADDR": "192.0.2.66"},
+    )
+    assert refused.status_code == 401
+    usage.flush(app)
+    clock.advance(minutes=1)
+
+    body = as_owner.get(f"/admin/api-tokens/{public_id}").get_data(as_text=True)
+    assert counts(body) == {"24h": 2, "7d": 2, "30d": 2}
+    rows = request_rows(body)
+    assert len(rows) == 3
+    assert "/api/v1/me" in rows[0] and "401" in rows[0] and "192.0.2.66" in rows[0]
+    assert "/api/v1/receipts" in rows[1] and "200" in rows[1] and "198.51.100.23" in rows[1]
+    assert "Thu 3 Dec 2026, 12:04:00 CAT (UTC+02:00)" in rows[1]
+    assert "/api/v1/me" in rows[2] and "GET" in rows[2]
+    last_used = body[body.index('id="token-last-used"') :]
+    last_used = last_used[: last_used.index("</dd>")]
+    # The last accepted request (the refused one does not count as a use).
+    assert "2 minutes ago" in last_used
+    assert "Thu 3 Dec 2026, 12:04:00 CAT (UTC+02:00)" in last_used
+    assert "198.51.100.23" in last_used and agent in last_used
+    assert (
+        "Someone tried to use this token’s identifier with a wrong secret once, "
+        "1 minute ago." in body
+    )
