@@ -402,3 +402,25 @@ def test_support_code_is_never_logged(owner, agent, people, caplog):
     redeem(agent, acme_id(people), code)
     assert code not in caplog.text
     assert code.replace("-", "").lower() not in caplog.text
+
+
+def test_the_banner_refreshes_to_show_agents_and_expiry_but_never_the_code(
+    owner, agent, people, clock
+):
+    code = grant(owner)
+    page = owner.get("/admin/api-tokens").get_data(as_text=True)
+    assert 'hx-get="/admin/support-access" hx-trigger="every 30s"' in page
+    redeem(agent, acme_id(people), code)
+    polled = owner.get("/admin/support-access", headers=HX)
+    assert polled.status_code == 200
+    body = polled.get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="support-access"')
+    assert "Viewing now: Sam Support." in body
+    assert code not in body and code.replace("-", "").lower() not in body
+    clock.advance(minutes=30)
+    expired = owner.get("/admin/support-access", headers=HX).get_data(as_text=True)
+    assert "Allow support access" in expired
+    assert "hx-trigger" not in expired
+    plain = owner.get("/admin/support-access")
+    assert plain.status_code == 302
+    assert plain.headers["Location"] == "/admin/api-tokens"

@@ -54,6 +54,7 @@ OWNER_ROUTES = [
     Route("POST", "/admin/api-tokens/{public_id}/rename", (303, 200)),
     Route("GET", "/admin/audit-log", (200, 200)),
     Route("GET", "/admin/audit-log.csv", (200, 200)),
+    Route("GET", "/admin/support-access", (302, 200)),
     Route("POST", "/admin/support-access", (200, 200)),
     Route("POST", "/admin/support-access/end", (303, 200)),
 ]

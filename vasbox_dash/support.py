@@ -276,6 +276,16 @@ def _support_banner_context() -> dict:
     return {"current_support_grant": current_support_grant, "grant_agents": grant_agents}
 
 
+@owner_bp.get("")
+@_owner_only
+def access_banner():
+    """The support-access banner in its current state (polled while access is on); never
+    the code, which is shown only in the response to the grant."""
+    if not is_htmx():
+        return redirect(url_for("dashboard.list_tokens"))
+    return render_template("support/_owner_banner.html", tz=current_user.business.timezone)
+
+
 @owner_bp.post("")
 @_owner_only
 def allow_access():
