@@ -316,11 +316,8 @@ def _note_usage(
 
 
 def _leaked_public_id(where: str) -> str | None:
-    if where == "query":
-        text = unquote_to_bytes(request.query_string).decode("latin-1")
-    else:
-        text = request.get_data(cache=True).decode("latin-1")
-    return _recognisable(text)
+    raw = request.query_string if where == "query" else request.get_data(cache=True)
+    return _recognisable(unquote_to_bytes(raw).decode("latin-1"))
 
 
 @bp.before_app_request
