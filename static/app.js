@@ -2,6 +2,9 @@
 (function () {
   "use strict";
 
+  // Controls that need JavaScript (Copy) are hidden by CSS until this runs.
+  document.documentElement.classList.add("js");
+
   var lastFocus = null;
 
   function openDialogs(root) {
