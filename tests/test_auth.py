@@ -271,3 +271,15 @@ def test_owner_sees_admin_api_tokens_in_the_shell_and_others_do_not(client, peop
     assert home.status_code == 200
     assert "API Tokens" not in text.replace("API tokens are managed", "")
     assert "Chipo Cashier" in text and "Acme Stores" in text
+
+
+def test_background_polls_do_not_keep_an_idle_session_alive(client, people, clock):
+    login(client, people["owner"])
+    poll = {"HX-Request": "true", "X-VasBox-Background": "1"}
+    for _ in range(6):  # the tokens page polls for fresh times every minute
+        clock.advance(minutes=5)
+        assert client.get("/admin/api-tokens/times", headers=poll).status_code == 200
+    clock.advance(minutes=1)
+    expired = client.get("/admin/api-tokens/times", headers=poll)
+    assert expired.status_code == 401
+    assert expired.headers["HX-Redirect"].startswith("/login")

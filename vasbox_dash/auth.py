@@ -99,7 +99,11 @@ def load_user(user_id: str) -> User | None:
         reason = "absolute_timeout"
     elif now - record.last_seen_at > timedelta(seconds=config["SESSION_IDLE_SECONDS"]):
         reason = "idle_timeout"
-    if reason or now - record.last_seen_at > LAST_SEEN_WRITE_INTERVAL:
+    # Background polls (the page refreshing its "last used" times) are not the person
+    # doing anything, so they must not keep an idle session alive.
+    background = request.headers.get("X-VasBox-Background") == "1"
+    stale = not background and now - record.last_seen_at > LAST_SEEN_WRITE_INTERVAL
+    if reason or stale:
         # Touching last_seen at most once a minute keeps idle tracking honest without a
         # database write on every page view.
         record_id = record.id
