@@ -126,3 +126,27 @@ def test_owner_can_sign_in_with_the_keyboard_only(new_page, people, live_server)
     page.keyboard.press("Enter")
 
     expect(page).to_have_url(f"{live_server}/admin/api-tokens")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_demo_owner_printed_by_the_demo_command_signs_in_and_sees_the_sample_tokens(
+    new_page, app, live_server, screenshot, size
+):
+    result = app.test_cli_runner().invoke(args=["demo"])
+    assert result.exit_code == 0, result.output
+    email, password = re.search(r"owner\s+(\S+@\S+)\s+(\S+)", result.output).groups()
+    page = new_page(size)
+    page.goto(f"{live_server}/login")
+
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page).to_have_url(f"{live_server}/admin/api-tokens")
+    rows = page.locator("#active-tokens tbody tr")
+    expect(rows).to_have_count(3)
+    expect(page.locator("#active-tokens")).to_contain_text("Accounting Software")
+    expect(page.locator("#active-tokens time")).to_have_count(1)
+    screenshot(page, "demo-tokens")
+    assert horizontal_overflow(page) <= 0
+    assert small_targets(page) == []
