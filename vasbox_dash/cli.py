@@ -244,6 +244,23 @@ def serve_command(host: str, port: int, workers: int) -> None:
     os.execv(sys.executable, args)
 
 
+@click.command("prune-usage")
+@click.option(
+    "--days",
+    default=90,
+    show_default=True,
+    type=click.IntRange(1, 36500),
+    help="Keep this many days of API usage records.",
+)
+@with_appcontext
+def prune_usage_command(days: int) -> None:
+    """Delete API usage records older than --days days; run it daily from cron."""
+    from .usage import prune
+
+    removed = prune(days)
+    click.echo(f"Removed {removed} API usage record(s) older than {days} days.")
+
+
 COMMANDS = [
     create_business_command,
     create_user_command,
@@ -251,6 +268,7 @@ COMMANDS = [
     deactivate_user_command,
     set_password_command,
     demo_command,
+    prune_usage_command,
 ]
 
 
