@@ -82,7 +82,10 @@ def test_sign_out_ends_the_session_and_protected_pages_ask_to_sign_in_again(
     page = new_page("desktop")
     sign_in(page, people["owner"])
 
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_request(re.compile(r"/logout$")) as sign_out:
+        page.get_by_role("button", name="Sign out").click()
+
+    assert sign_out.value.method == "POST"
 
     expect(page).to_have_url(re.compile(r"/login"))
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
