@@ -375,3 +375,25 @@ def test_failed_sign_in_for_an_unknown_email_is_not_in_any_business_log(app, cli
     body = client.get("/admin/audit-log?kind=sign-in-failed").get_data(as_text=True)
     assert "nobody@nowhere.example" not in body
     assert len(rows(body)) == 1
+
+
+def test_csv_exports_every_event_across_batches_without_repeats(app, client, people, clock):
+    login(client, people["owner"])
+    business_id = people["owner"].business_id
+    with app.app_context():
+        # Many events share one timestamp, so the export must page on (time, id), not time.
+        db.session.add_all(
+            AuditEvent(
+                created_at=clock.now,
+                business_id=business_id,
+                action="auth.login_failed",
+                details={"email": f"try{number:04d}@acme.example"},
+            )
+            for number in range(1100)
+        )
+        db.session.commit()
+    exported = read_csv(client.get("/admin/audit-log.csv?kind=sign-in-failed"))
+    details = [row["Details"] for row in exported]
+    assert len(details) == 1100 == len(set(details))
+    assert details[0] == "Failed sign-in as try1099@acme.example."
+    assert details[-1] == "Failed sign-in as try0000@acme.example."

@@ -469,9 +469,20 @@ def audit_csv_rows(business: Business, token: ApiToken | None, kind: str | None)
         .options(selectinload(AuditEvent.actor_user), selectinload(AuditEvent.actor_token))
         .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
     )
-    batch = 500
-    for offset in range(0, CSV_MAX_ROWS, batch):
-        events = list(db.session.scalars(query.limit(batch).offset(offset)))
+    batch, written, last = 500, 0, None
+    while written < CSV_MAX_ROWS:
+        page_query = query
+        if last is not None:
+            # Keyset paging: events recorded while the file streams cannot shift or repeat rows.
+            page_query = query.where(
+                or_(
+                    AuditEvent.created_at < last.created_at,
+                    and_(AuditEvent.created_at == last.created_at, AuditEvent.id < last.id),
+                )
+            )
+        events = list(db.session.scalars(page_query.limit(batch)))
+        written += len(events)
+        last = events[-1] if events else None
         for entry in describe_events(events, business):
             event = entry.event
             writer.writerow(
