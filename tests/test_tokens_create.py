@@ -228,6 +228,7 @@ def test_second_dialog_with_a_new_key_creates_a_second_token(app, as_owner):
 NAME_TOO_LONG = "Use at most 80 characters (this name has 81)."
 NAME_REQUIRED = "Enter a name, such as “Accounting Software”."
 NO_CONTROL = "The name cannot contain control characters such as line breaks."
+NO_BIDI = "The name cannot contain text-direction control characters."
 DUPLICATE = "An active token is already named"
 
 
@@ -248,6 +249,8 @@ DUPLICATE = "An active token is already named"
         pytest.param("Bell\x07", NO_CONTROL, id="bell"),
         pytest.param("Null\x00byte", NO_CONTROL, id="nul"),
         pytest.param("Escape\x1b[31m", NO_CONTROL, id="escape-sequence"),
+        pytest.param("Payroll \u202etpircS", NO_BIDI, id="right-to-left-override"),
+        pytest.param("\u2066Isolated\u2069", NO_BIDI, id="direction-isolates"),
     ],
 )
 def test_invalid_name_is_refused_inside_the_dialog_and_nothing_is_created(

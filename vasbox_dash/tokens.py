@@ -19,6 +19,7 @@ from .models import ApiToken, Business, Role, User, utcnow
 from .security import generate_public_id, generate_token, hash_secret, parse_token, verify_secret
 
 NAME_MAX = 80
+BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class TokenError(ValueError):
@@ -41,6 +42,9 @@ def clean_name(raw: str | None) -> str:
     # Zl and Zp are Unicode's line and paragraph separators: line breaks too.
     if any(unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"} for ch in name):
         raise TokenError("The name cannot contain control characters such as line breaks.")
+    # Bidirectional overrides can make a name display as another token's name, reversed.
+    if any(ch in BIDI_CONTROLS for ch in name):
+        raise TokenError("The name cannot contain text-direction control characters.")
     return name
 
 
