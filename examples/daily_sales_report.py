@@ -56,9 +56,8 @@ def describe_problem(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-def get(url: str, token: str, accept: str, attempts: int, timeout: float) -> bytes:
+def get(url: str, token: str, accept: str, attempts: int, timeout: float, delay: float) -> bytes:
     """GET url, retrying timeouts, dropped connections, 429 and 5xx with backoff."""
-    delay = 1.0
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
             url,
@@ -81,7 +80,7 @@ def get(url: str, token: str, accept: str, attempts: int, timeout: float) -> byt
                 wait = max(wait, float(retry_after))
             reason = f"HTTP {error.code}"
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", None) or type(error).__name__
+            reason = str(getattr(error, "reason", None) or error) or type(error).__name__
         if attempt == attempts:
             raise GaveUp(f"gave up after {attempts} attempts (last: {reason})")
         print(f"attempt {attempt} failed ({reason}); retrying in {wait:.1f}s", file=sys.stderr)
@@ -95,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--date", help="the day to fetch (default: yesterday, business time)")
     parser.add_argument("--dir", default=".", help="where to write sales-YYYY-MM-DD.csv")
     parser.add_argument("--attempts", type=int, default=5)
-    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt")
+    parser.add_argument("--retry-delay", type=float, default=1.0, help="first wait; doubles")
     args = parser.parse_args(argv)
 
     token = os.environ.get("VASBOX_API_TOKEN", "").strip()
@@ -106,20 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     base = os.environ.get("VASBOX_API_URL", "http://127.0.0.1:8000").rstrip("/")
-    attempts = max(1, args.attempts)
+    retry = {"attempts": max(1, args.attempts), "timeout": args.timeout, "delay": args.retry_delay}
     try:
         if args.date:
             day = date.fromisoformat(args.date)
         else:
-            me = json.loads(
-                get(base + "/api/v1/me", token, "application/json", attempts, args.timeout)
-            )
+            me = json.loads(get(base + "/api/v1/me", token, "application/json", **retry))
             now = datetime.now(ZoneInfo(me["business"]["timezone"]))
             day = now.date() - timedelta(days=1)
         query = urllib.parse.urlencode({"from": day.isoformat(), "to": day.isoformat()})
-        csv_bytes = get(
-            f"{base}/api/v1/reports/sales?{query}", token, "text/csv", attempts, args.timeout
-        )
+        csv_bytes = get(f"{base}/api/v1/reports/sales?{query}", token, "text/csv", **retry)
     except ValueError as error:
         print(f"daily_sales_report: {error}", file=sys.stderr)
         return 2

@@ -59,8 +59,9 @@ def describe_problem(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-def push(url: str, token: str, receipt: bytes, key: str, attempts: int, timeout: float) -> int:
-    delay = 1.0
+def push(
+    url: str, token: str, receipt: bytes, key: str, attempts: int, timeout: float, delay: float
+) -> int:
     for attempt in range(1, attempts + 1):
         request = urllib.request.Request(
             url + "/api/v1/receipts",
@@ -93,7 +94,7 @@ def push(url: str, token: str, receipt: bytes, key: str, attempts: int, timeout:
                 wait = max(wait, float(retry_after))
             reason = f"HTTP {error.code}"
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", None) or type(error).__name__
+            reason = str(getattr(error, "reason", None) or error) or type(error).__name__
         if attempt == attempts:
             return fail(
                 f"gave up after {attempts} attempts (last: {reason}); run again later "
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idempotency-key", help="unique per receipt, e.g. the POS number")
     parser.add_argument("--attempts", type=int, default=5, help="tries before giving up")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt")
+    parser.add_argument("--retry-delay", type=float, default=1.0, help="first wait; doubles")
     args = parser.parse_args(argv)
 
     token = os.environ.get("VASBOX_API_TOKEN", "").strip()
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"cannot read the receipt: {error}", 2)
     body = json.dumps(receipt, sort_keys=True, separators=(",", ":")).encode()
     key = args.idempotency_key or "receipt-" + hashlib.sha256(body).hexdigest()[:40]
-    return push(url, token, body, key, max(1, args.attempts), args.timeout)
+    return push(url, token, body, key, max(1, args.attempts), args.timeout, args.retry_delay)
 
 
 if __name__ == "__main__":
