@@ -87,6 +87,31 @@ def revoked_row(page, name: str):
     return page.locator("#revoked-tokens tbody tr", has_text=name)
 
 
+def tooltip_clipping(locator) -> list[str]:
+    """Where the element's ::after tooltip is cut off by the viewport or a clipping ancestor."""
+    return locator.evaluate(
+        """el => {
+          const s = getComputedStyle(el, '::after');
+          const r = el.getBoundingClientRect();
+          const box = {left: r.left + parseFloat(s.left), top: r.top + parseFloat(s.top)};
+          box.right = box.left + parseFloat(s.width);
+          box.bottom = box.top + parseFloat(s.height);
+          const problems = [];
+          if (box.left < 0 || box.right > window.innerWidth) problems.push('viewport');
+          for (let a = el.parentElement; a; a = a.parentElement) {
+            const st = getComputedStyle(a);
+            if (st.overflowX === 'visible' && st.overflowY === 'visible') continue;
+            const ar = a.getBoundingClientRect();
+            if (box.left < ar.left - 0.5 || box.right > ar.right + 0.5 ||
+                box.top < ar.top - 0.5 || box.bottom > ar.bottom + 0.5) {
+              problems.push(`clipped by <${a.tagName.toLowerCase()} class="${a.className}">`);
+            }
+          }
+          return problems;
+        }"""
+    )
+
+
 def focus_by_tabbing(page, locator, max_tabs: int = 40) -> None:
     """Press Tab until locator has focus (if it has not already), as a keyboard user would."""
     for _ in range(max_tabs):
@@ -394,7 +419,7 @@ def test_keyboard_focus_is_visible_on_every_control_of_the_tokens_page(
 
 @pytest.mark.parametrize("size", SIZES)
 def test_last_used_time_shows_the_exact_time_with_timezone_on_hover_focus_or_tap(
-    new_page, sign_in, people, app, size
+    new_page, sign_in, people, app, screenshot, size
 ):
     used = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
     seed_token(app, people["owner"], "Accounting Software", last_used=used)
@@ -421,6 +446,9 @@ def test_last_used_time_shows_the_exact_time_with_timezone_on_hover_focus_or_tap
         page.mouse.move(0, 0)
         when.focus()
     assert exact.search(tooltip())
+    assert horizontal_overflow(page) <= 0
+    assert tooltip_clipping(when) == []  # fully on screen, not cut off by the table
+    screenshot(page, "last-used-tooltip")
 
 
 @pytest.mark.parametrize("size", SIZES)
