@@ -10,7 +10,7 @@ Fixtures other browser modules can use:
 - new_page(size="desktop" | "phone", javascript=True, clipboard=False): a page in a fresh
   context, 1280x800 or 390x844 (the phone one with touch and mobile emulation);
 - sign_in(page, persona, password=None): signs in through the real form;
-- screenshot(page, name): a full-page PNG under the screenshots folder, suffixed by size.
+- screenshot(page, name, full_page=True): a PNG under the screenshots folder, suffixed by size.
 Every page fails its test on an uncaught JavaScript error or a CSP violation.
 """
 
@@ -177,12 +177,16 @@ def page_size(page) -> str:
 
 @pytest.fixture
 def screenshot():
-    """screenshot(page, name): save a full-page PNG as NAME-desktop.png or NAME-phone.png."""
+    """screenshot(page, name, full_page=True): save NAME-desktop.png or NAME-phone.png.
+
+    Pass full_page=False for an open modal: its backdrop covers only the viewport, so a
+    full-page picture would show the page below the fold as if no dialog were open.
+    """
     folder = screenshot_dir()
 
-    def take(page, name: str) -> Path:
+    def take(page, name: str, full_page: bool = True) -> Path:
         path = folder / f"{name}-{page_size(page)}.png"
-        page.screenshot(path=str(path), full_page=True, animations="disabled", caret="initial")
+        page.screenshot(path=str(path), full_page=full_page, animations="disabled", caret="initial")
         return path
 
     return take
