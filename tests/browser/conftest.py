@@ -165,6 +165,9 @@ def sign_in(live_server):
         page.get_by_role("button", name="Sign in").click()
         if expect_success:
             expect(page).not_to_have_url(re.compile(r"/login"))
+        # Wait for the deferred scripts: a click before htmx has wired the page would
+        # (correctly, but not what the test means) follow the plain link instead.
+        page.wait_for_load_state("load")
         return page
 
     return do
