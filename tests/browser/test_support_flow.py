@@ -75,6 +75,8 @@ def seed_usage(app, public_id: str) -> None:
 
 
 def assert_fits(page) -> None:
+    """No sideways scrolling and 44px targets, measured once the stylesheet has loaded."""
+    page.wait_for_load_state("load")
     assert horizontal_overflow(page) <= 0
     assert small_targets(page) == []
 
