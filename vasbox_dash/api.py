@@ -35,6 +35,9 @@ from .filters import iso_utc, zone
 from .models import utcnow
 from .openapi import openapi_document
 from .receipts import (
+    DEFAULT_PAGE,
+    MAX_PAGE,
+    MAX_RECEIPT_ID,
     FieldError,
     IdempotencyConflict,
     PermissionLost,
@@ -70,9 +73,6 @@ INVALID_TOKEN_DETAIL = (
 RECOGNISABLE = re.compile(rf"vbx_([{PUBLIC_ID_ALPHABET}]{{{PUBLIC_ID_LENGTH}}})")
 # Anything shaped like a token, in a URL or a body, where a token must never be sent.
 TOKEN_SHAPED = re.compile(rb"vbx_[0-9A-Za-z]{8}")
-MAX_RECEIPT_ID = 2**31 - 1
-MAX_PAGE = 100
-DEFAULT_PAGE = 50
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 LIMITS_KEY = "vasbox_api_limits"
 IP_THROTTLED_DETAIL = (
@@ -95,11 +95,10 @@ def _api_problem(error: ApiProblem) -> Response:
     return error.response
 
 
-def _challenge(detail: str | None = None) -> Response:
+def _challenge() -> Response:
     return problem(
         401,
-        detail
-        or "Send an API token in the Authorization header: `Authorization: Bearer vbx_…`. "
+        "Send an API token in the Authorization header: `Authorization: Bearer vbx_…`. "
         "Create tokens on the API Tokens page.",
         headers={"WWW-Authenticate": CHALLENGE},
     )
@@ -322,7 +321,7 @@ def _leaked_public_id(where: str) -> str | None:
 
 @bp.before_app_request
 def authenticate_api_request() -> Response | None:
-    """Authenticate every /api/v1/ request before it is routed; the OpenAPI document is public."""
+    """Authenticate every /api/v1/ request before its view runs; the OpenAPI document is public."""
     if not request.path.startswith(API_PREFIX) or request.endpoint == "api.get_openapi":
         return None
     if "request_id" not in g:  # this hook can run before the app's own, which sets it
@@ -411,7 +410,7 @@ def _json_body() -> object:
         )
     raw = request.get_data(cache=True)
     try:
-        # Amounts stay exact: JSON numbers become Decimal, never float.
+        # No JSON number ever becomes a float (amounts must be decimal strings anyway).
         return json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise ApiProblem(problem(400, "The request body is not valid JSON.")) from None

@@ -8,9 +8,12 @@ from typing import Any
 from .receipts import (
     BRANCH_MAX,
     CURRENCIES,
+    DEFAULT_PAGE,
     DESCRIPTION_MAX,
     IDEMPOTENCY_KEY_PATTERN,
     MAX_LINES,
+    MAX_PAGE,
+    MAX_RECEIPT_ID,
     PAYMENT_METHODS,
     PRICE_PATTERN,
     QUANTITY_PATTERN,
@@ -19,8 +22,6 @@ from .receipts import (
 from .security import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
 from .tokens import ALL_PERMISSIONS
 
-MAX_PAGE = 100
-MAX_ID = 2**31 - 1
 PROBLEM_JSON = "application/problem+json"
 
 DESCRIPTION = """\
@@ -483,7 +484,7 @@ def openapi_document() -> dict[str, Any]:
                                 "type": "integer",
                                 "minimum": 1,
                                 "maximum": MAX_PAGE,
-                                "default": 50,
+                                "default": DEFAULT_PAGE,
                             },
                         },
                         {
@@ -514,7 +515,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "receipt_id",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECEIPT_ID},
                         }
                     ],
                     "responses": _common(

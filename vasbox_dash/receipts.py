@@ -28,7 +28,9 @@ MAX_AMOUNT = Decimal("1000000000000")  # Numeric(14, 2): below 10**12
 MAX_LINES = 500
 BRANCH_MAX = 80
 DESCRIPTION_MAX = 200
-IDEMPOTENCY_KEY_MAX = 255
+MAX_RECEIPT_ID = 2**31 - 1  # an INTEGER column on PostgreSQL
+MAX_PAGE = 100
+DEFAULT_PAGE = 50
 # A receipt may be sent a little ahead of the server's clock (a POS with a fast clock),
 # but not from the future.
 FUTURE_TOLERANCE = timedelta(hours=24)
