@@ -105,7 +105,10 @@ class UsageRecorder:
             if len(self._events) >= self.buffer_max:
                 self._wake.set()
         elif len(self._events) >= self.buffer_max:
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the request itself succeeded; its usage waits for the next try
+                log.exception("writing API usage records failed; they will be retried")
 
     def pending(self) -> int:
         """How many events wait to be written."""
