@@ -283,3 +283,15 @@ def test_background_polls_do_not_keep_an_idle_session_alive(client, people, cloc
     expired = client.get("/admin/api-tokens/times", headers=poll)
     assert expired.status_code == 401
     assert expired.headers["HX-Redirect"].startswith("/login")
+
+
+def test_a_session_ended_on_the_server_tells_the_user_it_has_ended(app, client, people):
+    from vasbox_dash.accounts import set_password
+
+    login(client, people["owner"])
+    with app.app_context():
+        set_password(people["owner"].email, "a brand new passphrase here")
+    response = client.get("/admin/api-tokens")
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"])
+    assert "Your session has ended" in page.get_data(as_text=True)

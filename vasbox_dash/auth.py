@@ -88,7 +88,11 @@ def load_user(user_id: str) -> User | None:
     if not sid or not isinstance(sid, str):
         return None
     record = db.session.scalar(select(UserSession).where(UserSession.sid_hash == keyed_hash(sid)))
-    if record is None or str(record.user_id) != user_id or record.ended_at is not None:
+    if record is None or str(record.user_id) != user_id:
+        return None
+    if record.ended_at is not None:
+        # Ended on the server (sign-out elsewhere, deactivation, password change): say so.
+        g.session_end_reason = record.end_reason or "ended"
         return None
     now = utcnow()
     config = current_app.config
