@@ -372,6 +372,27 @@ def test_unknown_paths_and_methods_are_problem_json(client, owner_token, method,
         assert "Allow" in response.headers
 
 
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/v1/me?verbose=1"),
+        ("POST", "/api/v1/receipts?dry_run=1"),
+        ("GET", "/api/v1/receipts?frm=2026-12-01"),
+        ("GET", "/api/v1/receipts/1?expand=lines"),
+        ("GET", "/api/v1/reports/sales?from=2026-12-01&to=2026-12-01&format=csv"),
+        ("GET", "/api/v1/openapi.json?v=2"),
+    ],
+)
+def test_an_unknown_query_parameter_is_refused_not_ignored(app, client, owner_token, method, path):
+    kwargs = {"json": receipt_body()} if method == "POST" else {}
+    response = client.open(path, method=method, headers=bearer(owner_token), **kwargs)
+    body = assert_problem(response, 400)
+    assert body["type"].endswith("/invalid-parameters")
+    (error,) = body["errors"]
+    assert error["parameter"] == path.rsplit("&", 1)[-1].rsplit("?", 1)[-1].split("=")[0]
+    assert receipt_count(app) == 0
+
+
 def test_openapi_document_needs_no_token(client):
     response = client.get("/api/v1/openapi.json")
     assert response.status_code == 200

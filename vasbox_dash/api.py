@@ -150,6 +150,25 @@ def requires(permission: str):
     return decorator
 
 
+def query_params(*allowed: str):
+    """Refuse (400) query parameters the view does not take, so a typo is never ignored."""
+    known = frozenset(allowed)
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            unknown = sorted(set(request.args) - known)
+            if unknown:
+                raise _query_errors(
+                    [FieldError(name, f"Unknown query parameter {name!r}.") for name in unknown]
+                )
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
 def _storage_warning(error: Exception) -> None:
     global _warned_at
     now = time.monotonic()
@@ -484,6 +503,7 @@ def _date_param(name: str, errors: list[FieldError]) -> date | None:
 
 
 @bp.get("/me")
+@query_params()
 def get_me():
     """The token, its business and its creator: what integrators call to check their setup."""
     principal: Principal = g.api_principal
@@ -509,6 +529,7 @@ def get_me():
 
 @bp.post("/receipts")
 @requires(RECEIPTS_WRITE)
+@query_params()
 def create_receipt_view():
     """Create a receipt; an Idempotency-Key makes retries return the first result."""
     principal: Principal = g.api_principal
@@ -554,6 +575,7 @@ def create_receipt_view():
 
 @bp.get("/receipts")
 @requires(RECEIPTS_READ)
+@query_params("from", "to", "branch", "limit", "cursor")
 def list_receipts_view():
     """Receipts newest first, filtered by issue time and branch, a page at a time."""
     principal: Principal = g.api_principal
@@ -591,6 +613,7 @@ def list_receipts_view():
 
 @bp.get("/receipts/<int:receipt_id>")
 @requires(RECEIPTS_READ)
+@query_params()
 def get_receipt_view(receipt_id: int):
     """One receipt of the token's business; any other id is 404."""
     principal: Principal = g.api_principal
@@ -604,6 +627,7 @@ def get_receipt_view(receipt_id: int):
 
 @bp.get("/reports/sales")
 @requires(REPORTS_READ)
+@query_params("from", "to")
 def sales_report_view():
     """Sales per day and per branch for a range of days in the business's timezone;
     CSV when the client asks for text/csv."""
@@ -635,6 +659,7 @@ def sales_report_view():
 
 
 @bp.get("/openapi.json")
+@query_params()
 def get_openapi():
     """The OpenAPI 3.1 description of this API (public, no token needed)."""
     return jsonify(openapi_document())

@@ -317,8 +317,8 @@ def _responses() -> dict[str, Any]:
     }
     return {
         "BadRequest": _problem(
-            "A bad query parameter or header, a body that is not JSON, or a token sent "
-            "outside the Authorization header."
+            "A bad or unknown query parameter, a bad header, a body that is not JSON, or a "
+            "token sent outside the Authorization header."
         ),
         "Unauthorized": _problem(
             "No token, or a token that does not work (the body is the same whatever the reason).",
@@ -575,7 +575,8 @@ def openapi_document() -> dict[str, Any]:
                         "200": {
                             "description": "The OpenAPI 3.1 document.",
                             "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
+                        },
+                        "400": _response("BadRequest"),
                     },
                 }
             },
