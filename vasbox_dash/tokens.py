@@ -132,14 +132,7 @@ def issue_token(
         )
         db.session.add(token)
         db.session.flush()
-        audit.record(
-            "token.created",
-            business_id=business_id,
-            actor_user_id=creator_id,
-            target_type="token",
-            target_id=token.public_id,
-            details={"token_id": token.id, "public_id": token.public_id, "name": name},
-        )
+        _audit_token("token.created", token, creator_id, name=name)
         db.session.commit()
     except IntegrityError:
         # A concurrent create (same name or same form key) won the race for a unique index.
@@ -151,6 +144,18 @@ def issue_token(
         db.session.rollback()
         raise
     return token, plaintext
+
+
+def _audit_token(action: str, token: ApiToken, actor_id: int, **details) -> None:
+    """Add a token audit event naming the token by id and public id (never its secret)."""
+    audit.record(
+        action,
+        business_id=token.business_id,
+        actor_user_id=actor_id,
+        target_type="token",
+        target_id=token.public_id,
+        details={"token_id": token.id, "public_id": token.public_id, **details},
+    )
 
 
 def list_tokens(business_id: int) -> tuple[list[ApiToken], list[ApiToken]]:
@@ -190,14 +195,7 @@ def revoke_token(actor: User, public_id: str) -> tuple[ApiToken | None, bool]:
         return token, False
     token.revoked_at = utcnow()
     token.revoked_by_id = actor_id
-    audit.record(
-        "token.revoked",
-        business_id=business_id,
-        actor_user_id=actor_id,
-        target_type="token",
-        target_id=token.public_id,
-        details={"token_id": token.id, "public_id": token.public_id, "name": token.name},
-    )
+    _audit_token("token.revoked", token, actor_id, name=token.name)
     db.session.commit()
     return token, True
 
@@ -221,14 +219,7 @@ def rename_token(actor: User, public_id: str, raw_name: str | None) -> ApiToken 
             raise TokenError(_duplicate_message(name))
         old = token.name
         token.name, token.name_key = name, name_key(name)
-        audit.record(
-            "token.renamed",
-            business_id=business_id,
-            actor_user_id=actor_id,
-            target_type="token",
-            target_id=token.public_id,
-            details={"token_id": token.id, "public_id": token.public_id, "from": old, "to": name},
-        )
+        _audit_token("token.renamed", token, actor_id, **{"from": old, "to": name})
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
