@@ -481,3 +481,17 @@ def test_no_token_reaches_the_logs_responses_or_stored_rows(
             for row in db.session.scalars(select(model))
         ]
     assert stored and not any(secret in text for text in stored)
+
+
+class TestWithCsrfProtectionOn:
+    @pytest.fixture
+    def app_config(self, database_url, clock):
+        return make_config(database_url, CLOCK=clock, WTF_CSRF_ENABLED=True)
+
+    def test_api_writes_need_a_bearer_token_and_no_csrf_token(self, app, client, people):
+        token = issue_token_for(app, people["cashier"].id)
+        created = client.post("/api/v1/receipts", json=receipt_body(), headers=bearer(token))
+        assert created.status_code == 201
+        assert_problem(client.post("/api/v1/no-such-thing", headers=bearer(token)), 404)
+        assert_problem(client.post("/api/v1/receipts", json=receipt_body()), 401)
+        assert receipt_count(app) == 1
