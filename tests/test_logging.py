@@ -20,3 +20,14 @@ def test_the_app_installs_the_filter_on_the_root_handlers(app):
     handlers = logging.getLogger().handlers
     assert handlers
     assert all(any(isinstance(f, RedactTokens) for f in h.filters) for h in handlers)
+
+
+def test_a_token_inside_an_exception_is_redacted_for_handlers_added_later(app, caplog):
+    log = logging.getLogger("vasbox_dash.test")
+    try:
+        raise ValueError(f"bad value {TOKEN}")
+    except ValueError:
+        log.exception("while handling %s", TOKEN)
+    assert TOKEN not in caplog.text
+    assert caplog.text.count("vbx_[REDACTED]") >= 2
+    assert "ValueError" in caplog.text

@@ -30,14 +30,27 @@ CSP = "; ".join(
 
 
 class RedactTokens(logging.Filter):
-    """Defence in depth: scrub anything shaped like a token from every log record."""
+    """Defence in depth: scrub anything shaped like a token from every log record,
+    including exception text and stack traces."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "vbx_" in message:
             record.msg = TOKEN_IN_TEXT.sub("vbx_[REDACTED]", message)
             record.args = None
+        if record.exc_info and record.exc_info[0] is not None:
+            # Format the traceback now, redacted, so no handler formats the raw one later.
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = TOKEN_IN_TEXT.sub("vbx_[REDACTED]", text)
+            record.exc_info = None
+        elif record.exc_text and "vbx_" in record.exc_text:
+            record.exc_text = TOKEN_IN_TEXT.sub("vbx_[REDACTED]", record.exc_text)
+        if record.stack_info and "vbx_" in record.stack_info:
+            record.stack_info = TOKEN_IN_TEXT.sub("vbx_[REDACTED]", record.stack_info)
         return True
+
+
+_redactor = RedactTokens()
 
 
 def _install_log_redaction() -> None:
@@ -50,7 +63,19 @@ def _install_log_redaction() -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for handler in root.handlers:
         if not any(isinstance(f, RedactTokens) for f in handler.filters):
-            handler.addFilter(RedactTokens())
+            handler.addFilter(_redactor)
+    # Handlers added later (by gunicorn, a test harness, an operator's config) are covered
+    # too: every record is redacted as it is created.
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "vasbox_redacts", False):
+
+        def redacting_factory(*args, **kwargs) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            _redactor.filter(record)
+            return record
+
+        redacting_factory.vasbox_redacts = True
+        logging.setLogRecordFactory(redacting_factory)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
