@@ -163,6 +163,9 @@ def test_owner_grants_access_agent_sees_the_same_tokens_and_ending_it_cuts_the_a
 
     # The owner's audit log names the agent for each view.
     owner.get_by_role("link", name="Audit log").click()
+    expect(owner.get_by_role("heading", name="Audit log", level=1)).to_be_visible()
+    # The filter submits itself through htmx, so wait until the new page's scripts ran.
+    owner.wait_for_load_state("load")
     owner.get_by_label("Kind of event").select_option("support")
     expect(owner.locator("#results-heading")).to_contain_text("matching the filters")
     expect(owner.locator("#audit-table")).to_contain_text("Sam Support (VasBox support)")
@@ -216,6 +219,7 @@ def test_owner_reads_a_tokens_activity_renames_it_inline_and_browses_the_audit_l
     # The audit log, filtered to this token, tells the story; the CSV link keeps the filter.
     page.get_by_role("link", name="Audit log", exact=True).click()
     expect(page.get_by_role("heading", name="Audit log", level=1)).to_be_visible()
+    page.wait_for_load_state("load")
     screenshot(page, "audit-log")
     assert_fits(page)
     page.get_by_label("Token", exact=True).select_option(public_id)
