@@ -192,9 +192,10 @@ def test_duplicate_email_is_refused_case_insensitively(run, session):
     assert result.exit_code != 0 and "already exists" in result.output
 
 
-def test_set_role_changes_the_role_and_is_audited(run, session):
+def add_acme_cashier(run) -> None:
+    """Create the business Acme with the cashier c@acme.example."""
     run("create-business", "Acme")
-    run(
+    result = run(
         "create-user",
         "--business",
         "Acme",
@@ -207,6 +208,11 @@ def test_set_role_changes_the_role_and_is_audited(run, session):
         "--password-stdin",
         input=GOOD_PASSWORD + "\n",
     )
+    assert result.exit_code == 0, result.output
+
+
+def test_set_role_changes_the_role_and_is_audited(run, session):
+    add_acme_cashier(run)
     result = run("set-role", "C@acme.example", "manager")
     assert result.exit_code == 0, result.output
     assert session.scalar(select(User.role)) == "manager"
@@ -224,40 +230,14 @@ def test_set_role_changes_the_role_and_is_audited(run, session):
     ],
 )
 def test_user_commands_reject_bad_input(run, args, message):
-    run("create-business", "Acme")
-    run(
-        "create-user",
-        "--business",
-        "Acme",
-        "--email",
-        "c@acme.example",
-        "--name",
-        "C",
-        "--role",
-        "cashier",
-        "--password-stdin",
-        input=GOOD_PASSWORD + "\n",
-    )
+    add_acme_cashier(run)
     result = run(*args)
     assert result.exit_code != 0
     assert message in result.output
 
 
 def test_deactivate_user_marks_them_inactive(run, session):
-    run("create-business", "Acme")
-    run(
-        "create-user",
-        "--business",
-        "Acme",
-        "--email",
-        "c@acme.example",
-        "--name",
-        "C",
-        "--role",
-        "cashier",
-        "--password-stdin",
-        input=GOOD_PASSWORD + "\n",
-    )
+    add_acme_cashier(run)
     result = run("deactivate-user", "c@acme.example")
     assert result.exit_code == 0
     assert session.scalar(select(User.active)) is False

@@ -122,10 +122,11 @@ def csrf_token_from(response) -> str:
     return match.group(1)
 
 
-def test_login_form_requires_a_csrf_token(csrf_app):
+def add_owner(app) -> None:
+    """Create a business with the owner o@c.example."""
     from vasbox_dash.accounts import create_business, create_user
 
-    with csrf_app.app_context():
+    with app.app_context():
         create_user(
             business=create_business("C"),
             email="o@c.example",
@@ -133,6 +134,10 @@ def test_login_form_requires_a_csrf_token(csrf_app):
             role="owner",
             password=PASSWORD,
         )
+
+
+def test_login_form_requires_a_csrf_token(csrf_app):
+    add_owner(csrf_app)
     client = csrf_app.test_client()
     refused = client.post("/login", data={"email": "o@c.example", "password": PASSWORD})
     assert refused.status_code == 400
@@ -145,16 +150,7 @@ def test_login_form_requires_a_csrf_token(csrf_app):
 
 
 def test_logout_requires_a_csrf_token_and_a_stale_one_gets_a_clear_message(csrf_app):
-    from vasbox_dash.accounts import create_business, create_user
-
-    with csrf_app.app_context():
-        create_user(
-            business=create_business("C"),
-            email="o@c.example",
-            name="O",
-            role="owner",
-            password=PASSWORD,
-        )
+    add_owner(csrf_app)
     client = csrf_app.test_client()
     token = csrf_token_from(client.get("/login"))
     client.post("/login", data={"email": "o@c.example", "password": PASSWORD, "csrf_token": token})
