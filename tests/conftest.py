@@ -258,16 +258,17 @@ def fresh_database_url(tmp_path):
     if not TEST_DATABASE_URL:
         yield f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
         return
-    yield from _fresh_postgres_database(TEST_DATABASE_URL)
+    yield from fresh_postgres_database(TEST_DATABASE_URL)
 
 
 @pytest.fixture
 def fresh_postgres_url():
     """An empty PostgreSQL database, dropped afterwards (PostgreSQL runs in CI)."""
-    yield from _fresh_postgres_database(postgres_url())
+    yield from fresh_postgres_database(postgres_url())
 
 
-def _fresh_postgres_database(base_url: str):
+def fresh_postgres_database(base_url: str):
+    """Yield the URL of a new, empty database on base_url's server; drop it afterwards."""
     parsed = make_url(base_url)
     name = f"{parsed.database}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")

@@ -23,9 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import PASSWORD, TEST_DATABASE_URL, make_config, postgres_url
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from conftest import PASSWORD, TEST_DATABASE_URL, fresh_postgres_database, make_config, postgres_url
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -50,17 +48,7 @@ def live_database(kind: str, tmp_path: Path):
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'live.sqlite3'}"
         return
-    base = make_url(postgres_url())
-    name = f"vasbox_live_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    yield from fresh_postgres_database(postgres_url())
 
 
 @dataclass
