@@ -20,6 +20,11 @@ REFRESH_TIMES = """() => {
   return htmx.ajax('GET', poller.getAttribute('hx-get'), {source: poller, swap: 'none'});
 }"""
 
+COUNT_OOB_MISSES = """() => {
+  window.oobMisses = 0;
+  document.body.addEventListener('htmx:oobErrorNoTarget', () => { window.oobMisses += 1; });
+}"""
+
 
 def mark_used_now(app, business_id: int, public_id: str) -> None:
     with app.app_context():
@@ -39,12 +44,15 @@ def test_refreshing_last_used_times_leaves_an_open_confirmation_alone(
     confirm = page.get_by_role("button", name="Revoke token")
     expect(confirm).to_be_focused()
     mark_used_now(app, owner.business_id, used)
+    page.evaluate(COUNT_OOB_MISSES)
 
     page.evaluate(REFRESH_TIMES)
 
     expect(active_row(page, "POS System - Branch 1")).to_contain_text("Just now")
     expect(page.locator(".confirm-text")).to_contain_text("Revoke “Accounting Software”?")
     expect(confirm).to_be_focused()
+    # The confirming row keeps a hidden target, so htmx finds every update a home.
+    assert page.evaluate("() => window.oobMisses") == 0
 
 
 def test_refreshing_last_used_times_leaves_an_open_create_dialog_alone(
