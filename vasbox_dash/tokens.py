@@ -11,6 +11,7 @@ from typing import Literal
 from flask import current_app
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 
 from . import audit
 from .database import begin_write
@@ -160,9 +161,12 @@ def _audit_token(action: str, token: ApiToken, actor_id: int, **details) -> None
 
 def list_tokens(business_id: int) -> tuple[list[ApiToken], list[ApiToken]]:
     """Return (active tokens newest first, revoked tokens most recently revoked first)."""
+    # The list shows who created and who revoked each token: load those people up front
+    # rather than one lazy query per distinct person while the template renders.
     tokens = db.session.scalars(
         select(ApiToken)
         .where(ApiToken.business_id == business_id)
+        .options(selectinload(ApiToken.created_by), selectinload(ApiToken.revoked_by))
         .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     ).all()
     active = [t for t in tokens if t.revoked_at is None]
